@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from typing import Any, Literal, Mapping
 
 Task = Literal["classification", "sequence", "multilabel"]
@@ -13,6 +15,21 @@ OFFLINE_DATASETS: tuple[str, ...] = (
         "sparse_boolean",
         "text_corpus",
 )
+
+
+def summarize(value: Any, max_items: int = 8, max_chars: int = 120) -> Any:
+    """`value` with lists/tuples longer than `max_items` replaced by '<N items, sha256 H>'
+    (a hash of their JSON) and strings longer than `max_chars` shortened in the middle."""
+    if isinstance(value, Mapping):
+        return {k: summarize(v, max_items, max_chars) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        if len(value) > max_items:
+            text = json.dumps(list(value), sort_keys=True, separators=(",", ":"), default=str)
+            return f"<{len(value)} items, sha256 {hashlib.sha256(text.encode()).hexdigest()[:8]}>"
+        return type(value)(summarize(v, max_items, max_chars) for v in value)
+    if isinstance(value, str) and len(value) > max_chars:
+        return value[: max_chars // 2] + "..." + value[-(max_chars // 2):]
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +70,12 @@ class DatasetInfo:
     metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     input_range: tuple[float, float] | None = None
     tokenizer_path: str | None = None
+
+    def __repr__(self) -> str:
+        """Field values, with long lists (e.g. hundreds of corpus files) summarized; the
+        attributes themselves hold the full values."""
+        fields = ", ".join(f"{f.name}={summarize(getattr(self, f.name))!r}" for f in dataclasses.fields(self))
+        return f"DatasetInfo({fields})"
 
     @property
     def splits(self) -> tuple[str, ...]:

@@ -73,6 +73,16 @@ def _with_step(preprocess: Preprocess | None) -> Callable[[Record, int], Record]
 
 
 def _read(source: Any, indices: np.ndarray) -> Record:
+    """The records at `indices`, stacked, plus 'index'.
+
+    Fast path: a source with `get_batch(indices) -> dict[str, np.ndarray]` (e.g. an in-memory
+    `ArraySource`) returns the stacked batch itself; otherwise records are read and stacked.
+    """
+    get_batch = getattr(source, "get_batch", None)
+    if get_batch is not None:
+        batch = dict(get_batch(np.asarray(indices, dtype=np.int64)))
+        batch["index"] = np.asarray(indices, dtype=np.int64)
+        return batch
     idx = [int(i) for i in indices]
     records = source.__getitems__(idx) if hasattr(source, "__getitems__") else [source[i] for i in idx]
     batch = stack_records(records)

@@ -15,6 +15,7 @@ import dataclasses
 import fcntl
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Mapping
@@ -22,16 +23,39 @@ from typing import Any, ClassVar, Iterator, Mapping
 import numpy as np
 import tensorflow_datasets as tfds
 
-from bilinear_jax.data.info import DatasetInfo
+from bilinear_jax.data.info import DatasetInfo, summarize
 
 FILE_FORMAT = "array_record"
 
 
 @dataclasses.dataclass(eq=False)
 class OptionsConfig(tfds.core.BuilderConfig):
-    """A BuilderConfig that carries the normalized builder options."""
+    """A BuilderConfig that carries the normalized builder options.
 
-    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    The options are left out of the repr (they may hold hundreds of file paths);
+    the full options are saved in the prepared dataset's metadata.json instead.
+    """
+
+    options: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+
+
+class _QuietCustomConfig(logging.Filter):
+    """Drops TFDS's 'Using custom data configuration' warning for our `OptionsConfig`s only.
+
+    Every offline builder is created with an on-the-fly config, so TFDS would log it
+    on every `dataset_info`/`load_split`; other builders' warnings pass through.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith("Using custom data configuration"):
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            return not any(isinstance(a, OptionsConfig) for a in args)
+        return True
+
+
+_CUSTOM_CONFIG_FILTER = _QuietCustomConfig()
+if not any(isinstance(f, _QuietCustomConfig) for f in logging.getLogger("absl").filters):
+    logging.getLogger("absl").addFilter(_CUSTOM_CONFIG_FILTER)
 
 
 def fingerprint(payload: Any, length: int = 12) -> str:
@@ -125,7 +149,8 @@ class OfflineBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                               "version": str(cls.VERSION)})
         name = f"{cls.short_name(opts)}-{digest}"
         return OptionsConfig(name=name, version=cls.VERSION, options=opts,
-                             description=f"{cls.name} with options {json.dumps(opts, sort_keys=True)}")
+                             description=f"{cls.name} with options "
+                                         f"{json.dumps(summarize(opts), sort_keys=True)}")
 
     @property
     def options(self) -> dict[str, Any]:
