@@ -20,6 +20,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 
 from bilinear_jax import data
+from bilinear_jax.layers import matched_hidden_width
 from bilinear_jax.models import build_model
 from bilinear_jax.training import checkpoint, optimizer, sharding, tasks
 
@@ -100,6 +101,10 @@ def _dataset(config: ml_collections.ConfigDict) -> data.DatasetInfo:
 def _model_kwargs(config: ml_collections.ConfigDict, info: data.DatasetInfo) -> tuple[str, dict[str, Any]]:
     model_config = config.model.to_dict()
     name = model_config.pop("name")
+    if "matched_hidden" in model_config:
+        # The hidden width of a plain MLP; gated kinds get 2/3 of it, for equal parameters.
+        kind = model_config.get("mlp", model_config.get("kind", "bilinear")) or "relu"
+        model_config["d_hidden"] = matched_hidden_width(kind, int(model_config.pop("matched_hidden")))
     dtype_name = config.get("compute_dtype", "float32")
     _require(dtype_name in COMPUTE_DTYPES,
              f"config.compute_dtype={dtype_name!r} is not one of {', '.join(COMPUTE_DTYPES)}.")

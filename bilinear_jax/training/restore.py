@@ -1,0 +1,71 @@
+"""Load a trained run for analysis: the model, its config and dataset, on the current devices.
+
+``load_run(workdir)`` reads ``workdir/config.json``, rebuilds the model, and restores the
+newest readable checkpoint onto a mesh over the devices this process has: a run trained on
+8 devices or a TPU pod can be read on one CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import jax
+import ml_collections
+from etils import epath
+from flax import nnx
+
+from bilinear_jax import data
+from bilinear_jax.training import checkpoint as checkpoint_lib
+from bilinear_jax.training.plan import ConfigError, plan_run
+
+
+@dataclasses.dataclass
+class LoadedRun:
+    """A trained model with what it was trained on. ``model`` holds the restored weights."""
+
+    model: nnx.Module
+    config: ml_collections.ConfigDict
+    info: data.DatasetInfo
+    step: int
+    workdir: epath.Path
+    preprocess: Any
+
+    @property
+    def params(self) -> nnx.State:
+        return nnx.state(self.model, nnx.Param)
+
+
+def read_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
+    path = epath.Path(workdir) / "config.json"
+    if not path.exists():
+        raise ConfigError(f"{workdir} has no config.json; is it the --workdir of a training run?")
+    return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
+def load_run(workdir: str | epath.Path, *, mesh: dict[str, int] | None = None) -> LoadedRun:
+    """Restore the newest checkpoint in ``workdir`` onto the current devices.
+
+    ``mesh`` overrides the run's mesh sizes (default: all local devices along ``data``).
+    """
+    config = read_config(workdir)
+    with config.unlocked():
+        config.mesh = ml_collections.ConfigDict(mesh or {"data": -1, "fsdp": 1, "tensor": 1})
+        devices = jax.device_count()
+        if config.batch_size % devices:  # analysis never trains: any batch size will do
+            config.batch_size = devices * max(1, config.batch_size // devices)
+        config.eval_batch_size = config.batch_size
+    plan = plan_run(config, workdir)
+    from bilinear_jax.training.trainer import abstract_state, state_shardings  # avoid an import cycle
+
+    checkpoints = checkpoint_lib.Checkpointer(plan.checkpoint_dir)
+    try:
+        restored = checkpoints.restore_latest(abstract_state(state_shardings(plan), plan))
+    finally:
+        checkpoints.close()
+    if restored is None:
+        raise ConfigError(f"{workdir} has no readable checkpoint under {plan.checkpoint_dir}.")
+    model = nnx.merge(plan.graphdef, restored.state["params"])
+    return LoadedRun(model=model, config=config, info=plan.info, step=restored.step,
+                     workdir=plan.workdir, preprocess=plan.preprocess)
