@@ -62,8 +62,19 @@ def mesh_shape(sizes: Mapping[str, int], num_devices: int) -> tuple[int, ...]:
 
 
 def make_mesh(sizes: Mapping[str, int], devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """``jax.make_mesh`` over ``(data, fsdp, tensor)`` with auto axis types."""
+    """``jax.make_mesh`` over ``(data, fsdp, tensor)`` with auto axis types.
+
+    ``sizes`` may also hold ``num_devices``: use only the first N devices (-1: all of them).
+    """
+    sizes = dict(sizes)
     devices = list(jax.devices() if devices is None else devices)
+    num_devices = int(sizes.pop("num_devices", -1))
+    if num_devices != -1:
+        if not 1 <= num_devices <= len(devices):
+            raise ValueError(f"num_devices={num_devices} but {len(devices)} devices are available.")
+        if jax.process_count() > 1 and num_devices != len(devices):
+            raise ValueError("num_devices must be -1 (all devices) in a multi-process run.")
+        devices = devices[:num_devices]
     shape = mesh_shape(sizes, len(devices))
     return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES), devices=devices)
 

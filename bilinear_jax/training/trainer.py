@@ -80,7 +80,7 @@ def make_train_step(plan: Plan) -> Callable[[TrainState, dict], tuple[TrainState
         updates, opt_state = plan.tx.update(grads, state["opt_state"], params)
         new_params = optax.apply_updates(params, updates)
 
-        loss, grad_norm = sums.loss / sums.count, optax.global_norm(grads)
+        loss, grad_norm = sums.loss / sums.count, optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         keep_if_finite = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
         new_state = {

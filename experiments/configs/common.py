@@ -18,7 +18,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.loss = "mse"  # multilabel tasks only: "mse" or "bce"
     config.progress = True
 
-    config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+    # Sizes of the (data, fsdp, tensor) device mesh; -1 fills the rest. num_devices=-1: all devices.
+    config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1, "num_devices": -1})
 
     config.data = ml_collections.ConfigDict()
     config.data.name = "digits"
