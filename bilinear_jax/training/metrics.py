@@ -86,7 +86,7 @@ class MetricsLogger:
 
         self.tensorboard = SummaryWriter(str(workdir / "tensorboard"))
         self.bar = tqdm(total=num_steps, initial=start_step, desc="train", unit="step",
-                        disable=not progress, mininterval=1.0, dynamic_ncols=True)
+                        disable=None if progress else True, mininterval=1.0, dynamic_ncols=True)
 
     def _drop_lines_after(self, step: int) -> None:
         if not self.path.exists():
