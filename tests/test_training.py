@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import jax
@@ -12,7 +13,7 @@ from bilinear_jax.training.plan import ConfigError, plan_run
 from bilinear_jax.training.restore import load_run
 from bilinear_jax.training.trainer import TrainingDiverged, train
 from experiments.configs import lm, modadd, toy_boolean
-from tests.training_helpers import copy_run_until, losses, small_digits_config, snapshot
+from tests.training_helpers import copy_run_until, losses, small_digits_config, snapshot, with_overrides
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +72,7 @@ def test_restore_onto_a_different_mesh(tmp_path):
 def test_truncated_latest_checkpoint_falls_back_to_the_previous(reference_run, tmp_path, caplog):
     workdir = tmp_path / "run"
     copy_run_until(reference_run, workdir, step=30)
-    copy_run_until_40 = reference_run / "checkpoints" / "40"
-    import shutil
-
-    shutil.copytree(copy_run_until_40, workdir / "checkpoints" / "40")
+    shutil.copytree(reference_run / "checkpoints" / "40", workdir / "checkpoints" / "40")
     for path in (workdir / "checkpoints" / "40" / "state").rglob("*"):
         if path.is_file() and path.stat().st_size > 0:
             path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])  # truncated writes
@@ -126,12 +124,7 @@ def test_every_task_trains(tmp_path, config_module, overrides):
     config = config_module.get_config()
     config.progress, config.log_every, config.mesh.num_devices = False, 5, 1
     config.eval_every = config.checkpoint_every = overrides["num_steps"]
-    for key, value in overrides.items():
-        *parents, leaf = key.split(".")
-        target = config
-        for parent in parents:
-            target = target[parent]
-        target[leaf] = value
+    with_overrides(config, overrides)
     final = train(config, str(tmp_path))
     trained = losses(tmp_path)
     assert trained[max(trained)] < trained[min(trained)]
@@ -158,14 +151,7 @@ def test_lm_variants_have_equal_parameter_counts(tmp_path):
     ({"optim.schedule": "exponential"}, r"Unknown optim.schedule"),
 ])
 def test_bad_input_is_refused_before_anything_is_written(tmp_path, overrides, message):
-    config = small_digits_config()
-    for key, value in overrides.items():
-        *parents, leaf = key.split(".")
-        target = config
-        for parent in parents:
-            target = target[parent]
-        with target.unlocked() if hasattr(target, "unlocked") else _nullcontext():
-            target[leaf] = value
+    config = small_digits_config(**overrides)
     workdir = tmp_path / "run"
     with pytest.raises(ConfigError, match=message):
         train(config, str(workdir))
@@ -180,10 +166,3 @@ def test_a_workdir_of_another_model_is_refused_and_left_untouched(reference_run,
         train(small_digits_config(**{"model.d_hidden": 8}), str(workdir))
     assert snapshot(workdir) == before
 
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

@@ -26,12 +26,18 @@ def small_digits_config(**overrides) -> ml_collections.ConfigDict:
     config.mesh.num_devices = 1
     config.optim.warmup_steps = 5
     config.optim.learning_rate = 2e-2
+    return with_overrides(config, overrides)
+
+
+def with_overrides(config: ml_collections.ConfigDict, overrides: dict) -> ml_collections.ConfigDict:
+    """Set dotted keys (``"model.d_hidden"``), as ``--config.model.d_hidden=...`` would; new keys too."""
     for key, value in overrides.items():
-        target = config
         *parents, leaf = key.split(".")
+        target = config
         for parent in parents:
             target = target[parent]
-        target[leaf] = value
+        with target.unlocked():
+            target[leaf] = value
     return config
 
 
