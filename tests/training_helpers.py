@@ -31,13 +31,8 @@ def small_digits_config(**overrides) -> ml_collections.ConfigDict:
 
 def with_overrides(config: ml_collections.ConfigDict, overrides: dict) -> ml_collections.ConfigDict:
     """Set dotted keys (``"model.d_hidden"``), as ``--config.model.d_hidden=...`` would; new keys too."""
-    for key, value in overrides.items():
-        *parents, leaf = key.split(".")
-        target = config
-        for parent in parents:
-            target = target[parent]
-        with target.unlocked():
-            target[leaf] = value
+    with config.unlocked():
+        config.update_from_flattened_dict(overrides)
     return config
 
 

@@ -276,6 +276,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
                     last_metrics["perf/tokens_per_second"] = examples_per_second * tokens_per_example
                 if flops_per_step:
                     last_metrics["perf/mfu"] = flops_per_step * window_steps / seconds / peak_flops
+                    last_metrics["perf/flops_per_step_per_device"] = flops_per_step
                 if eval_due:
                     last_metrics.update(evaluate(plan, eval_fn, state["params"]))
                 logger.write(step, last_metrics)
