@@ -198,10 +198,7 @@ class MLP(nnx.Module):
     def interaction_matrix(self, u: Float[Array, "*k d_out"]) -> Float[Array, "*k d d"]:
         """``Q_u = Σ_o u_o sym(B_o)`` from the factors (over ``x̃`` with bias), never forming ``B``."""
         w, v, p, out_bias = self.factors()
-        q = algebra.interaction_matrix(w, v, u, p)
-        if out_bias is not None:
-            q = q.at[..., -1, -1].add(u @ out_bias)
-        return q
+        return algebra.interaction_matrix(w, v, u, p, out_bias)
 
 
 class Bilinear(MLP):

@@ -96,15 +96,19 @@ def interaction_matrix(
     v: Float[Array, "h d"],
     u: Float[Array, "*k o"],
     p: Float[Array, "o h"] | None = None,
+    out_bias: Float[Array, " o"] | None = None,
 ) -> Float[Array, "*k d d"]:
     """``Q_u = sym(Wᵀ diag(Pᵀu) V) = Σ_o u_o sym(B)_o``, from the factors, for each row of ``u``.
 
     Cost ``O(k · d_hidden · d²)`` with no ``(d_out, d, d)`` intermediate. ``u`` lives in the
-    output space (``d_out``), or in the hidden space when ``p`` is None.
+    output space (``d_out``), or in the hidden space when ``p`` is None. With augmented factors,
+    ``out_bias`` adds ``uᵀb_p`` at ``Q[-1, -1]``, as in :func:`bilinear_tensor`.
     """
     hidden_weights = u if p is None else jnp.einsum("...o,oh->...h", u, p)
-    q = jnp.einsum("hi,...h,hj->...ij", w, hidden_weights, v)
-    return symmetrize(q)
+    q = symmetrize(jnp.einsum("hi,...h,hj->...ij", w, hidden_weights, v))
+    if out_bias is not None:
+        q = q.at[..., -1, -1].add(u @ out_bias)
+    return q
 
 
 def fold_quadratic(
