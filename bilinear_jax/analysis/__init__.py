@@ -4,7 +4,8 @@
 ``Q_u = sym(Wᵀ diag(Pᵀu) V)`` from the factors; ``eigh``, ``top_eigenpairs(_iterative)``,
 ``contributions`` and ``explained_fraction`` read their spectra; ``truncation_curve`` measures
 low-rank truncation; ``hosvd``, ``cp_decomposition`` and ``feature_interactions`` decompose ``B``
-without forming it; ``check_fits`` refuses what would not fit in memory.
+without forming it; ``path_expansion`` splits a bilinear transformer's logits exactly into named
+paths (direct, heads, MLP pairs of paths); ``check_fits`` refuses what would not fit in memory.
 
 ``from bilinear_jax.analysis import hessian_tensor, quadratic_form`` recovers ``sym(B)`` (and the
 linear and constant terms) of any quadratic function by ``jax.hessian``; the helpers in
@@ -42,6 +43,7 @@ from bilinear_jax.analysis.interactions import (
     unembedding_directions,
 )
 from bilinear_jax.analysis.loading import Loaded, load, load_split_arrays
+from bilinear_jax.analysis.paths import PathExpansion, TermNotFoundError, normalize_term_name, path_expansion
 from bilinear_jax.analysis.quadratic import QuadraticForm, hessian_tensor, quadratic_form
 from bilinear_jax.analysis.spectra import (
     Spectrum,
@@ -64,6 +66,10 @@ from bilinear_jax.analysis.truncation import (
 )
 
 __all__ = [
+    "PathExpansion",
+    "TermNotFoundError",
+    "normalize_term_name",
+    "path_expansion",
     # algebra and exact recovery
     "QuadraticForm",
     "augment_factors",
