@@ -37,7 +37,7 @@ setup(
         "treescope>=0.1.9",
     ],
     extras_require={
-        "test": ["pytest>=8.0", "pytest-xdist>=3.5", "hypothesis>=6.100"],
+        "test": ["pytest>=8.0", "pytest-xdist>=3.5", "hypothesis>=6.100", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
         "tpu": ["jax[tpu]>=0.6.0"],
         "cuda": ["jax[cuda13]>=0.6.0"],
         "notebook": ["jupyter>=1.0", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],

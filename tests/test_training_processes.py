@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import COLLECTIVE_TIMEOUT_FLAG
 from tests.training_helpers import SMALL_DIGITS_FLAGS, cli_overrides, losses, snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,7 +20,8 @@ LONG_RUN = {**SMALL_DIGITS_FLAGS, "num_steps": 600, "checkpoint_every": 50, "eva
 
 
 def env(devices: int = 1) -> dict[str, str]:
-    return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
+    flags = f"--xla_force_host_platform_device_count={devices} {COLLECTIVE_TIMEOUT_FLAG}"
+    return {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
 
 
 def run_cli(workdir: Path, flags: dict, devices: int = 1, timeout: int = 240) -> subprocess.CompletedProcess:
