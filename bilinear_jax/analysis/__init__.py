@@ -43,7 +43,7 @@ from bilinear_jax.analysis.interactions import (
     unembedding_directions,
 )
 from bilinear_jax.analysis.loading import Loaded, load, load_split_arrays
-from bilinear_jax.analysis.paths import PathExpansion, TermNotFoundError, normalize_term_name, path_expansion
+from bilinear_jax.analysis.paths import PathExpansion, TermNotFoundError, normalize_term_name, path_expansion, term_kind
 from bilinear_jax.analysis.quadratic import QuadraticForm, hessian_tensor, quadratic_form
 from bilinear_jax.analysis.spectra import (
     Spectrum,
@@ -70,6 +70,7 @@ __all__ = [
     "TermNotFoundError",
     "normalize_term_name",
     "path_expansion",
+    "term_kind",
     # algebra and exact recovery
     "QuadraticForm",
     "augment_factors",

@@ -128,6 +128,20 @@ def _qualified_variants(query: str, n_layers: int) -> list[str]:
 # -- The result. ------------------------------------------------------------------------------------
 
 
+def term_kind(name: str) -> str:
+    """A term's coarse kind: ``direct: embedding``, ``heads``, or an MLP pair by operand kinds.
+
+    ``"layer 0 MLP: layer 0 head 2 × embedding"`` → ``"MLP: head × embedding"``.
+    """
+    if name.startswith("direct"):
+        return "direct: embedding"
+    match = re.fullmatch(r"layer \d+ MLP: (.+) × (.+)", name)
+    if not match:
+        return "heads" if "head" in name else name
+    kind = lambda operand: "head" if "head" in operand else operand  # noqa: E731
+    return f"MLP: {kind(match.group(1))} × {kind(match.group(2))}"
+
+
 @jax.tree_util.register_pytree_node_class
 class PathExpansion:
     """Named terms that sum to a transformer's logits; a pytree (can be returned from ``jit``).
@@ -257,6 +271,13 @@ class PathExpansion:
     def top(self, k: int = 10, position: int | None = None) -> list[tuple[str, float]]:
         """The ``k`` largest terms by RMS, as ``(name, rms)``."""
         return list(self.sizes(position).items())[:k]
+
+    def by_kind(self) -> dict[str, list[str]]:
+        """Term names grouped by :func:`term_kind` (``"MLP: head × embedding"``, ...), in order."""
+        groups: dict[str, list[str]] = {}
+        for name in self.names:
+            groups.setdefault(term_kind(name), []).append(name)
+        return groups
 
     # -- Display. ---------------------------------------------------------------------------------
 

@@ -23,17 +23,6 @@ import numpy as np
 ONE_DEVICE = {"data": 1, "fsdp": 1, "tensor": 1, "num_devices": 1}
 
 
-def _category(name: str) -> str:
-    """Coarse kind of a term: direct, head, or MLP pair by operand kinds (head × embedding, ...)."""
-    if name.startswith("direct"):
-        return "direct: embedding"
-    match = re.fullmatch(r"layer \d+ MLP: (.+) × (.+)", name)
-    if not match:
-        return "heads" if "head" in name else name
-    kind = lambda operand: "head" if "head" in operand else operand  # noqa: E731
-    return f"MLP: {kind(match.group(1))} × {kind(match.group(2))}"
-
-
 def train_or_load(workdir: str, p: int, steps: int):
     """A trained modular-addition run in ``workdir`` (trained here unless one is already there)."""
     from etils import epath
@@ -73,15 +62,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
     import jax.numpy as jnp
 
     from bilinear_jax.analysis.paths import path_expansion
+    from bilinear_jax.data.builders.modular_arithmetic import modular_table
 
     with tempfile.TemporaryDirectory() as scratch:
         run = train_or_load(args.workdir or scratch, args.p, args.steps)
     model, p = run.model, int(run.config.data.options.p)
 
     # Every pair (a, b): tokens [a, b, =] with '=' = p; the answer is read at the last position.
-    a, b = (x.ravel() for x in np.meshgrid(np.arange(p), np.arange(p), indexing="ij"))
+    a, b, answers = modular_table(p, "add")
     tokens = jnp.asarray(np.stack([a, b, np.full_like(a, p)], axis=1), jnp.int32)
-    answers = (a + b) % p
 
     start = time.perf_counter()
     expansion = path_expansion(model, tokens)
@@ -97,9 +86,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     def accuracy(logits) -> float:
         return float(np.mean(np.asarray(jnp.argmax(logits[:, -1, :p], axis=-1)) == answers))
 
-    categories: dict[str, list[str]] = {}
-    for name in expansion.names:
-        categories.setdefault(_category(name), []).append(name)
+    categories = expansion.by_kind()
     print("\nterms summed by kind: RMS at the answer position, and accuracy from that sum alone:")
     for category, names in categories.items():
         part = expansion.sum(names)
