@@ -9,6 +9,7 @@ prints it as one line and exits non-zero, leaving the workdir as it was.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Callable, Mapping
 
 import jax
@@ -140,9 +141,15 @@ def _check_workdir(workdir: epath.Path, meta: Mapping[str, Any]) -> None:
                  "resuming needs the same data order. Use a new --workdir or the original value.")
 
 
+def absolute_workdir(workdir: str | epath.Path) -> epath.Path:
+    """``workdir`` as an absolute path (Orbax needs one); ``gs://`` and other URLs are kept as they are."""
+    text = os.fspath(workdir)
+    return epath.Path(text if "://" in text else os.path.abspath(text))
+
+
 def plan_run(config: ml_collections.ConfigDict, workdir: str | epath.Path) -> Plan:
     """Check the config against the devices, data and workdir; raises :class:`ConfigError`."""
-    workdir = epath.Path(workdir)
+    workdir = absolute_workdir(workdir)
     _check_schedule(config)
     try:
         mesh = sharding.make_mesh(config.mesh.to_dict())

@@ -212,6 +212,11 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     else:
         state, data_state, start_step = restored.state, restored.data_state, restored.step
         log.info("Resumed from step %d in %s", start_step, plan.checkpoint_dir)
+    final_path = plan.workdir / "final_metrics.json"
+    if start_step >= num_steps and final_path.exists():
+        checkpoints.close()
+        log.info("The run in %s is already complete (step %d); nothing to train.", plan.workdir, start_step)
+        return json.loads(final_path.read_text())
 
     # Input: this process's rows of each global batch, from the restored position.
     train_source = data.load_split(config.data.name, "train", data_dir=config.data.get("data_dir"),
@@ -295,5 +300,5 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
         stop.restore()
     last_metrics["step"] = step
     if is_main:
-        (plan.workdir / "final_metrics.json").write_text(json.dumps(last_metrics, indent=2))
+        final_path.write_text(json.dumps(last_metrics, indent=2))
     return last_metrics
