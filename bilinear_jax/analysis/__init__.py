@@ -44,6 +44,7 @@ from bilinear_jax.analysis.interactions import (
 )
 from bilinear_jax.analysis.loading import Loaded, load, load_split_arrays
 from bilinear_jax.analysis.paths import PathExpansion, TermNotFoundError, normalize_term_name, path_expansion, term_kind
+from bilinear_jax.analysis.report import analyze_run
 from bilinear_jax.analysis.quadratic import QuadraticForm, hessian_tensor, quadratic_form
 from bilinear_jax.analysis.spectra import (
     Spectrum,
@@ -70,6 +71,7 @@ __all__ = [
     "TermNotFoundError",
     "normalize_term_name",
     "path_expansion",
+    "analyze_run",
     "term_kind",
     # algebra and exact recovery
     "QuadraticForm",
