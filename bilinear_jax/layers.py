@@ -127,7 +127,11 @@ class MLP(nnx.Module):
         """The hidden units, ``act(W x + b_w) [⊙ (V x + b_v)]``, before the output projection."""
         chex.assert_axis_dimension(x, -1, self.d_in)
         dtype = self.dtype or jnp.result_type(x, self.up[...])
-        pre = jnp.einsum("...i,ibh->...bh", x.astype(dtype), self.up[...].astype(dtype))
+        # One flat (d_in, branches·h) matmul on the fused kernel: on CPU its backward pass is ~3×
+        # faster than the 3-D einsum "...i,ibh->...bh" (benchmarks/ablations.py measures both).
+        up = self.up[...].astype(dtype)
+        pre = jnp.einsum("...i,ik->...k", x.astype(dtype), up.reshape(self.d_in, -1))
+        pre = pre.reshape(*pre.shape[:-1], *up.shape[1:])
         if self.up_bias is not None:
             pre = pre + self.up_bias[...].astype(dtype)
         if self.gated:
