@@ -14,6 +14,7 @@ the measured residual, instead of returning a wrong tensor.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Literal, NamedTuple
 
 import chex
@@ -44,16 +45,37 @@ def _default_tolerance(dtype: jnp.dtype) -> float:
     return 1e-9 if jnp.finfo(dtype).bits >= 64 else 1e-4
 
 
+@dataclasses.dataclass(frozen=True)
+class _ModuleFunction:
+    """``(state, x) ↦ module(x)`` for a module's graph: hashable, so compiled once per graph."""
+
+    graphdef: nnx.GraphDef
+
+    def __call__(self, state, x):
+        return nnx.merge(self.graphdef, state)(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class _PlainFunction:
+    """``(_, x) ↦ fn(x)``: hashable by the function's identity."""
+
+    fn: Callable
+
+    def __call__(self, _, x):
+        return self.fn(x)
+
+
 def _as_pure_function(fn: Callable) -> tuple[Callable, object]:
-    """``(pure_fn, state)`` with ``pure_fn(state, x) == fn(x)``.
+    """``(pure_fn, state)`` with ``pure_fn(state, x) == fn(x)``; ``pure_fn`` is a static jit argument.
 
     An NNX module's weights travel as a jit argument rather than as constants baked into the
-    compiled program, which matters for large layers.
+    compiled program, so a layer is compiled once however often (and with whatever weights)
+    it is analysed.
     """
     if isinstance(fn, nnx.Module):
         graphdef, state = nnx.split(fn)
-        return (lambda state, x: nnx.merge(graphdef, state)(x)), state
-    return (lambda _, x: fn(x)), None
+        return _ModuleFunction(graphdef), state
+    return _PlainFunction(fn), None
 
 
 def _hessian(fn: Callable, method: HessianMethod) -> Callable:
@@ -80,6 +102,9 @@ def _differentiate(pure_fn, method, state, points, d_in, dtype):
     hessian_residual = _relative_residual(hessian(points[0]), hessian(points[-1]))
     reconstruction_residual = _relative_residual(form(points), jax.vmap(flat)(points))
     return form, (hessian_residual, reconstruction_residual)
+
+
+_differentiate_jit = jax.jit(_differentiate, static_argnums=(0, 1, 4, 5))
 
 
 def quadratic_form(
@@ -121,8 +146,7 @@ def quadratic_form(
     if out.size == 0:
         raise ValueError(f"fn must return a non-empty array for an input of shape ({d_in},); got shape {out.shape}.")
     points = _check_points(d_in, dtype, num_checks, key) if check else None
-    differentiate = jax.jit(_differentiate, static_argnums=(0, 1, 4, 5))
-    form, residuals = differentiate(pure_fn, method, state, points, d_in, dtype)
+    form, residuals = _differentiate_jit(pure_fn, method, state, points, d_in, dtype)
     if check:
         _raise_unless_quadratic(*(float(r) for r in residuals), _default_tolerance(dtype) if rtol is None else rtol)
     return form
