@@ -53,16 +53,12 @@ def _published_peak() -> float | None:
 
 
 def _model_flops_per_step(plan: Any, params: int) -> float:
-    """Analytic training FLOPs per step (all devices): ``6·N·tokens + 12·L·T·d·tokens``.
-
-    ``N`` excludes the embedding table (a lookup, not a matmul); the second term is attention's
-    score and value products, forward and backward.
-    """
+    """Analytic training FLOPs per step over all devices (see ``metrics.transformer_train_flops``)."""
     config = plan.config.model
-    tokens = lm_setup.tokens_per_step(plan)
-    matmul_params = params - int(plan.info.vocab_size) * int(config.d_model)
-    attention = 12 * int(config.n_layers) * int(plan.info.seq_len) * int(config.d_model)
-    return float((6 * matmul_params + attention) * tokens)
+    return metrics_lib.transformer_train_flops(
+        num_params=params, vocab_size=int(plan.info.vocab_size), d_model=int(config.d_model),
+        n_layers=int(config.n_layers), seq_len=int(plan.info.seq_len), tokens=lm_setup.tokens_per_step(plan),
+        tied_embedding=bool(config.get("tied_embedding", False)))
 
 
 def measure_point(data_dir: Path, d_model: int, n_layers: int, sizes: TrainSizes) -> dict[str, Any]:

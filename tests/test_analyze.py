@@ -127,3 +127,15 @@ def test_bad_workdir_is_one_error_line(tmp_path, capsys, make_args):
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
     assert not (tmp_path / "analysis").exists()
+
+
+def test_importing_the_analysis_package_leaves_the_matplotlib_backend_alone():
+    """Notebooks keep their inline backend: figures are drawn on Figure objects, not via pyplot."""
+    import subprocess
+    import sys
+
+    code = "import bilinear_jax.analysis, matplotlib; print(matplotlib.get_backend())"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**__import__("os").environ, "MPLBACKEND": "svg"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "svg"

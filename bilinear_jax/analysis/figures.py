@@ -1,7 +1,8 @@
 """Matplotlib figures of the analysis report, each returned as PNG bytes.
 
-Every function builds one figure on the Agg backend (no display needed), renders it to PNG and
-closes it, so a long report never accumulates open figures. Inputs are numpy arrays.
+Every function builds a ``matplotlib.figure.Figure`` directly (no pyplot, so no global backend
+change and no open-figure registry: importing this module leaves a notebook's inline plots
+alone) and renders it to PNG. Inputs are numpy arrays.
 """
 
 from __future__ import annotations
@@ -10,10 +11,8 @@ import io
 from typing import Sequence
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 __all__ = [
     "bar_chart",
@@ -25,14 +24,17 @@ __all__ = [
 ]
 
 
-def to_png(fig, dpi: int = 100) -> bytes:
-    """The figure as PNG bytes; the figure is closed."""
+def to_png(fig: Figure, dpi: int = 100) -> bytes:
+    """The figure as PNG bytes."""
     buffer = io.BytesIO()
-    try:
-        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     return buffer.getvalue()
+
+
+def _subplots(rows: int = 1, cols: int = 1, *, figsize, **kwargs):
+    """``(figure, axes)`` like ``plt.subplots``, without pyplot."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(rows, cols, **kwargs)
 
 
 def _as_image(vector: np.ndarray, shape: Sequence[int]) -> np.ndarray:
@@ -58,7 +60,7 @@ def eigenvector_grid(
     Each image has its own symmetric colour scale (red positive, blue negative); the title is λ.
     """
     rows, cols = images.shape[:2]
-    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols + 0.6, 1.35 * rows + 0.4), squeeze=False)
+    fig, axes = _subplots(rows, cols, figsize=(1.3 * cols + 0.6, 1.35 * rows + 0.4), squeeze=False)
     for r in range(rows):
         for c in range(cols):
             ax = axes[r, c]
@@ -76,9 +78,9 @@ def eigenvector_grid(
 
 def spectra(values: np.ndarray, explained: np.ndarray, labels: Sequence[str]) -> bytes:
     """Eigenvalues (ordered by ``|λ|``) and the explained fraction ``Σ_{i≤k} λ_i²/‖Q‖²`` per output."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (left, right) = _subplots(1, 2, figsize=(10, 3.6))
     ks = np.arange(1, values.shape[-1] + 1)
-    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "viridis")
+    cmap = matplotlib.colormaps["tab10" if len(labels) <= 10 else "viridis"]
     for i, label in enumerate(labels):
         colour = cmap(i % 10) if len(labels) <= 10 else cmap(i / max(len(labels) - 1, 1))
         left.plot(ks, values[i], ".-", ms=3, lw=0.8, color=colour, label=label)
@@ -102,7 +104,7 @@ def spectra(values: np.ndarray, explained: np.ndarray, labels: Sequence[str]) ->
 def truncation_curve(ks: np.ndarray, accuracy: np.ndarray, model_accuracy: float | None,
                      loss: np.ndarray | None = None, model_loss: float | None = None) -> bytes:
     """Accuracy (and loss) of the rank-``k`` truncated model, with the full model as reference lines."""
-    fig, axes = plt.subplots(1, 2 if loss is not None else 1, figsize=(10 if loss is not None else 5, 3.6),
+    fig, axes = _subplots(1, 2 if loss is not None else 1, figsize=(10 if loss is not None else 5, 3.6),
                              squeeze=False)
     ax = axes[0, 0]
     ax.plot(ks, accuracy, ".-", ms=3, label="top-k eigenvectors per class")
@@ -136,7 +138,7 @@ def interaction_heatmaps(matrices: np.ndarray, titles: Sequence[str], tick_label
     cols = min(n, 4)
     rows = -(-n // cols)
     size = 3.2
-    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False)
+    fig, axes = _subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False)
     for ax in axes.flat[n:]:
         ax.axis("off")
     for ax, matrix, title in zip(axes.flat, matrices, titles):
@@ -160,7 +162,7 @@ def interaction_heatmaps(matrices: np.ndarray, titles: Sequence[str], tick_label
 def bar_chart(names: Sequence[str], values: Sequence[float], *, title: str, xlabel: str) -> bytes:
     """A horizontal bar chart, largest at the top."""
     height = 0.6 + 0.28 * len(names)
-    fig, ax = plt.subplots(figsize=(8, height))
+    fig, ax = _subplots(figsize=(8, height))
     y = np.arange(len(names))
     ax.barh(y, values, color="C0")
     ax.set_yticks(y)

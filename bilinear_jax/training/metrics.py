@@ -72,6 +72,36 @@ def compiled_flops(compiled: Any) -> float | None:
     return float(flops) if flops and flops > 0 else None
 
 
+def transformer_train_flops(*, num_params: int, vocab_size: int, d_model: int, n_layers: int, seq_len: int,
+                            tokens: int, tied_embedding: bool) -> float:
+    """Analytic training FLOPs of a transformer step: ``6·N·tokens + 12·L·T·d·tokens``.
+
+    ``N`` counts the parameters used in matmuls: all but the embedding lookup (a tied embedding
+    is also the unembedding matmul, so it stays in). The second term is attention's score and
+    value products, forward and backward.
+    """
+    matmul_params = num_params - (0 if tied_embedding else vocab_size * d_model)
+    return float((6 * matmul_params + 12 * n_layers * seq_len * d_model) * tokens)
+
+
+def train_flops_per_device(plan, compiled: Any) -> float | None:
+    """Model FLOPs of one train step per device.
+
+    XLA's cost analysis counts a scanned loop body once, so for the (layer-scanned) transformer
+    the count is analytic; other models have no scan, and XLA's count of the compiled step is used.
+    """
+    if plan.model_name != "transformer":
+        return compiled_flops(compiled)
+    kwargs = plan.model_kwargs
+    tokens = int(plan.config.batch_size) * int(plan.info.seq_len or plan.info.input_shape[-1])
+    total = transformer_train_flops(
+        num_params=sum(math.prod(shape) for shape in plan.meta["param_shapes"].values()),
+        vocab_size=int(kwargs["vocab_size"]), d_model=int(kwargs.get("d_model", 128)),
+        n_layers=int(kwargs.get("n_layers", 2)), seq_len=int(kwargs["max_len"]), tokens=tokens,
+        tied_embedding=bool(kwargs.get("tied_embedding", False)))
+    return total / jax.device_count()
+
+
 class MetricsLogger:
     """Writes metrics on process 0; a no-op elsewhere."""
 

@@ -237,7 +237,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     compile_start = time.perf_counter()
     compiled_step = step_fn.lower(state, first).compile()
     compile_seconds = time.perf_counter() - compile_start
-    flops_per_step = metrics_lib.compiled_flops(compiled_step)
+    flops_per_step = metrics_lib.train_flops_per_device(plan, compiled_step)
     peak_flops, peak_source = metrics_lib.peak_flops_per_device() if flops_per_step else (None, "")
     log.info("Compiled the train step in %.1f s (%s FLOPs/step/device; peak: %s)",
              compile_seconds, flops_per_step, peak_source)
