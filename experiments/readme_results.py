@@ -20,9 +20,44 @@ ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
+BENCHMARK_COLUMNS = {
+    "train": ("d_model", "n_layers", "params", "compile_s", "step_ms", "tokens_per_s", "mfu_measured_peak"),
+    "analysis": ("comparison", "size", "fast", "slow", "fast_ms", "slow_ms", "speedup"),
+    "ablations": ("ablation", "before", "after", "before_ms", "after_ms", "before_s", "after_s", "speedup"),
+}
+
+
+def markdown_table(rows: list[dict], columns: tuple[str, ...]) -> str:
+    from benchmarks.report import format_value
+
+    columns = tuple(c for c in columns if any(row.get(c) is not None for row in rows))
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(format_value(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def benchmarks_section(path: Path) -> str:
+    """Tables of one ``benchmarks.run`` JSON file; ratios were measured side by side in one run."""
+    result = json.loads(path.read_text())
+    env = result["environment"]
+    parts = [f"### Benchmarks on {env['device_kind']} ({env['platform']}, {env['device_count']} device(s), "
+             f"mode `{result['mode']}`)"]
+    for name, columns in BENCHMARK_COLUMNS.items():
+        section = result["sections"].get(name)
+        if section:
+            note = section.get("flops_note") or section.get("note") or ""
+            parts.append(f"**{name}**{': ' + note if note else ''}\n\n{markdown_table(section['rows'], columns)}")
+    parts.append(f"<sub>From [`{path.relative_to(ROOT)}`]({path.relative_to(ROOT)}), written by "
+                 f"`python -m benchmarks.run --{result['mode']}` at {env['timestamp']} "
+                 f"(jax {env['jax_version']}, {result['total_seconds']:.0f} s).</sub>")
+    return "\n\n".join(parts)
+
+
 def results_section(results_dir: Path) -> str:
     parts = []
     for path in sorted(results_dir.glob("*.json")):
+        if path.name.startswith("benchmarks-"):
+            continue
         result = json.loads(path.read_text())
         if result.get("quick") or "experiment" not in result:
             continue
@@ -34,6 +69,8 @@ def results_section(results_dir: Path) -> str:
             f"({path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}), written by "
             f"`{meta['command']}` on {meta['device']} ({meta['wall_seconds']:.0f} s, commit "
             f"{(meta.get('git_commit') or 'unknown')[:10]}).</sub>")
+    parts += [benchmarks_section(path) for path in sorted(results_dir.glob("benchmarks-*.json"))
+              if path.is_relative_to(ROOT)]
     if not parts:
         return "No results yet: run `python -m experiments.reproduce NAME`, then this script."
     return "\n\n".join(parts)

@@ -28,8 +28,8 @@ def get_config():
     config.model.d_hidden = 512
     config.model.mlp = "bilinear"
     config.model.use_norm = False
-    config.optim.learning_rate = 2e-3
+    config.optim.learning_rate = 3e-3
     config.optim.warmup_steps = 100
-    config.optim.weight_decay = 1.0
+    config.optim.weight_decay = 2.0
     config.optim.b2 = 0.98
     return config
