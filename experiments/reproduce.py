@@ -1,6 +1,6 @@
 r"""Reproduce a result of the bilinear-layer literature and write ``results/NAME.json``.
 
-    python -m experiments.reproduce NAME [--quick] [--results-dir results] [--workdir-root workdirs/reproduce]
+    python -m experiments.reproduce NAME [--quick] [--set KEY=VALUE ...] [--results-dir results] [--workdir-root DIR]
 
 NAME is one of the modules in ``experiments/reproduction``. ``--quick`` runs a tiny version (for
 tests); the JSON records the command, the git commit, the device and the wall time, so every
@@ -24,6 +24,7 @@ from pathlib import Path
 import jax
 
 import experiments.reproduction as reproduction
+from bilinear_jax.training.plan import ConfigError
 
 EXPERIMENTS = tuple(sorted(m.name for m in pkgutil.iter_modules(reproduction.__path__)))
 
@@ -36,13 +37,14 @@ def git_commit() -> str | None:
         return None
 
 
-def reproduce(name: str, *, results_dir: Path, workdir_root: Path, quick: bool, command: str) -> dict:
+def reproduce(name: str, *, results_dir: Path, workdir_root: Path, quick: bool, command: str,
+              options: dict[str, str] | None = None) -> dict:
     if name not in EXPERIMENTS:
         raise ValueError(f"Unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}.")
     module = importlib.import_module(f"experiments.reproduction.{name}")
     results_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    numbers = module.run(results_dir, workdir_root / name, quick)
+    numbers = module.run(results_dir, workdir_root / name, quick, **(options or {}))
     result = {
         "experiment": name,
         "quick": quick,
@@ -68,10 +70,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a tiny version, for tests")
     parser.add_argument("--results-dir", type=Path, default=Path("results"))
     parser.add_argument("--workdir-root", type=Path, default=Path("workdirs/reproduce"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an option of the experiment's run(), e.g. --set size=gpu for mlp_variants")
     args = parser.parse_args(argv)
+    if any("=" not in item for item in args.set):
+        parser.error("--set takes KEY=VALUE")
+    options = dict(item.split("=", 1) for item in args.set)
     command = shlex.join(["python", "-m", "experiments.reproduce", *argv])
-    result = reproduce(args.name, results_dir=args.results_dir, workdir_root=args.workdir_root,
-                       quick=args.quick, command=command)
+    try:
+        result = reproduce(args.name, results_dir=args.results_dir, workdir_root=args.workdir_root,
+                           quick=args.quick, command=command, options=options)
+    except ConfigError as error:  # e.g. mnist without a network: nothing is written to results/
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(json.dumps(result["results"], indent=2)[:4000])
     print(f"wrote {args.results_dir / (args.name + '.json')} in {result['meta']['wall_seconds']} s")
     return 0

@@ -24,7 +24,7 @@ SHAZEER_2020 = {"relu": 1.997, "gelu": 1.983, "bilinear": 1.960, "reglu": 1.953,
 # "cpu": finishes on 2 CPU cores within an hour (3 seeds); "gpu": for an accelerator.
 SIZES: dict[str, dict[str, Any]] = {
     "cpu": {"model.d_model": 64, "model.n_layers": 2, "model.n_heads": 4, "model.matched_hidden": 256,
-            "data.options.seq_len": 64, "batch_size": 32, "num_steps": 600, "eval_batch_size": 256},
+            "data.options.seq_len": 64, "batch_size": 32, "num_steps": 2000, "eval_batch_size": 256},
     "gpu": {"model.d_model": 512, "model.n_layers": 6, "model.n_heads": 8, "model.matched_hidden": 2048,
             "data.options.seq_len": 256, "batch_size": 64, "num_steps": 20000, "eval_batch_size": 256},
     "quick": {"model.d_model": 32, "model.n_layers": 1, "model.n_heads": 2, "model.matched_hidden": 64,
