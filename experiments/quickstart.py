@@ -8,6 +8,8 @@ r"""The main job: train a bilinear classifier on the offline digits data, then r
    checks it against the explicit tensor built from the factors.
 3. For each class, eigendecomposes the interaction matrix ``Q_c = E sym(Wᵀ diag(Pᵀh_c) V) Eᵀ``
    and prints the top eigenvalues and how much of ``Q_c`` the top 3 explain.
+4. Writes the full report (eigenvector images, spectra, truncation curve) to
+   ``WORKDIR/analysis/report.html``.
 """
 
 from __future__ import annotations
@@ -18,9 +20,8 @@ import sys
 import jax.numpy as jnp
 import numpy as np
 
-from bilinear_jax.analysis import hessian_tensor, symmetrize
+from bilinear_jax.analysis import analyze_run, hessian_tensor, load, symmetrize
 from bilinear_jax.training.plan import ConfigError
-from bilinear_jax.training.restore import load_run
 from bilinear_jax.training.trainer import train
 from experiments.configs import digits
 
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         config.num_steps = args.steps
     try:
         final = train(config, args.workdir)
-        run = load_run(args.workdir)
+        run = load(args.workdir)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -64,7 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         positive, negative = eigenvalues[::-1][:3], eigenvalues[:3]
         print(f"{c:>5}  {' '.join(f'{v:+7.3f}' for v in positive)}    {' '.join(f'{v:+7.3f}' for v in negative)}"
               f"    {share:6.1%}")
-    print(f"\nWorkdir: {args.workdir} (metrics.jsonl, TensorBoard logs, checkpoints)")
+    summary = analyze_run(run, out_dir=run.workdir / "analysis")
+    curve = summary["truncation_curve"]
+    print(f"\nTruncation: accuracy {curve['accuracy'][0]:.3f} keeping 1 eigenvector per class, "
+          f"{curve['accuracy'][2]:.3f} keeping 3, {curve['model_accuracy']:.3f} for the full model.")
+    print(f"Report: {run.workdir / 'analysis' / 'report.html'}")
+    print(f"Workdir: {args.workdir} (metrics.jsonl, TensorBoard logs, checkpoints)")
     return 0
 
 
