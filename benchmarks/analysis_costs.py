@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from benchmarks.timing import block, interleaved, median, ratio
+from benchmarks.timing import interleaved, median, ratio
 from bilinear_jax.analysis import algebra, hessian_tensor
 from bilinear_jax.layers import Bilinear
 

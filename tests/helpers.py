@@ -40,3 +40,12 @@ def explicit_tensor(w, v, p=None, out_bias=None, w_bias=None, v_bias=None) -> np
 
 def x64_dtype():
     return jnp.float64
+
+def fast_model(cls, *args, seed=0, **kwargs):
+    """``cls(*args, **kwargs)`` built abstractly and filled with random numpy values (biases too):
+    no eager initialisation ops to compile."""
+    graphdef, state = nnx.split(nnx.eval_shape(lambda: cls(*args, rngs=nnx.Rngs(0), **kwargs)))
+    rng = np.random.default_rng(seed)
+    scale = lambda s: 1 / np.sqrt(s.shape[0]) if s.ndim > 1 else 1.0  # noqa: E731
+    state = jax.tree.map(lambda s: jnp.asarray(scale(s) * rng.normal(size=s.shape), s.dtype), state)
+    return nnx.merge(graphdef, state)

@@ -4,7 +4,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 from jax.sharding import Mesh
 
 from bilinear_jax.analysis import (
@@ -27,18 +26,7 @@ from bilinear_jax.analysis import (
 from bilinear_jax.analysis.algebra import augment_input
 from bilinear_jax.layers import Bilinear, TensorBilinear
 from bilinear_jax.models import BilinearClassifier, ToyModel, Transformer
-from tests.helpers import explicit_tensor, relative_error
-
-
-
-def fast_model(cls, *args, seed=0, **kwargs):
-    """``cls(*args, **kwargs)`` built abstractly and filled with random numpy values (biases too):
-    no eager initialisation ops to compile."""
-    graphdef, state = nnx.split(nnx.eval_shape(lambda: cls(*args, rngs=nnx.Rngs(0), **kwargs)))
-    rng = np.random.default_rng(seed)
-    scale = lambda s: 1 / np.sqrt(s.shape[0]) if s.ndim > 1 else 1.0  # noqa: E731
-    state = jax.tree.map(lambda s: jnp.asarray(scale(s) * rng.normal(size=s.shape), s.dtype), state)
-    return nnx.merge(graphdef, state)
+from tests.helpers import explicit_tensor, fast_model, relative_error
 
 
 def _sym(b):

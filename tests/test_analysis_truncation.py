@@ -7,7 +7,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from flax import nnx
 
 from bilinear_jax.analysis import (
     BilinearFactors,
@@ -29,18 +28,7 @@ from bilinear_jax.analysis import (
 from bilinear_jax.analysis.algebra import augment_input
 from bilinear_jax.models import BilinearClassifier
 from experiments.configs import digits
-from tests.helpers import relative_error
-
-
-
-def fast_model(cls, *args, seed=0, **kwargs):
-    """``cls(*args, **kwargs)`` built abstractly and filled with random numpy values (biases too):
-    no eager initialisation ops to compile."""
-    graphdef, state = nnx.split(nnx.eval_shape(lambda: cls(*args, rngs=nnx.Rngs(0), **kwargs)))
-    rng = np.random.default_rng(seed)
-    scale = lambda s: 1 / np.sqrt(s.shape[0]) if s.ndim > 1 else 1.0  # noqa: E731
-    state = jax.tree.map(lambda s: jnp.asarray(scale(s) * rng.normal(size=s.shape), s.dtype), state)
-    return nnx.merge(graphdef, state)
+from tests.helpers import fast_model, relative_error
 
 
 def test_truncated_outputs_against_brute_force():

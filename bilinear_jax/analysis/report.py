@@ -28,7 +28,6 @@ as base64 data URIs and also saved under ``analysis/figures/``.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import datetime
 import html
 import json

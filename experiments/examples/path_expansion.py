@@ -12,7 +12,6 @@ precision, and the output shows which paths compute the answer.
 from __future__ import annotations
 
 import argparse
-import re
 import tempfile
 import time
 from typing import Sequence

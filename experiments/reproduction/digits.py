@@ -56,7 +56,6 @@ def markdown(result: dict) -> str:
     curve = r["truncation_curve"]
     shown = [k for k in (1, 2, 3, 5, 10, 20) if k in curve["ks"]]
     accuracy = dict(zip(curve["ks"], curve["accuracy"]))
-    name = result["experiment"]
     lines = [
         f"Test accuracy **{r['test_accuracy']:.4f}** ({r['num_parameters']:,} parameters, {r['num_steps']} steps, "
         f"input noise σ = {r['input_noise_std']}, weight decay {r['weight_decay']}). The tensor recovered by "
