@@ -27,8 +27,8 @@ from bilinear_jax.analysis import (
 )
 from bilinear_jax.analysis.algebra import augment_input
 from bilinear_jax.models import BilinearClassifier
-from experiments.configs import digits
 from tests.helpers import fast_model, relative_error
+from tests.training_helpers import small_digits_config
 
 
 def test_truncated_outputs_against_brute_force():
@@ -79,15 +79,8 @@ def test_classifier_truncation_curve_at_full_rank_is_the_model():
 def test_trained_digits_run_loads_and_its_full_rank_truncation_is_its_accuracy(tmp_path):
     from bilinear_jax.training.trainer import train
 
-    config = digits.get_config()
-    config.num_steps = 150
-    config.eval_every = 150
-    config.log_every = 150
-    config.checkpoint_every = 150
-    config.progress = False
-    config.model.d_model = 32
-    config.model.d_hidden = 32
-    config.mesh.num_devices = 1
+    config = small_digits_config(num_steps=150, eval_every=150, log_every=150, checkpoint_every=150,
+                                 **{"model.d_model": 32, "model.d_hidden": 32})
     metrics = train(config, str(tmp_path))
     run = load(tmp_path)
     assert run.step == 150
