@@ -99,8 +99,7 @@ class TrainSetup:
     def iterator(self, prefetch: int) -> data.TrainIterator:
         """The training input pipeline of this plan (process-local numpy batches)."""
         config = self.plan.config
-        source = data.load_split(config.data.name, "train", data_dir=config.data.get("data_dir"),
-                                 **dict(config.data.get("options", {}) or {}))
+        source = self.plan.load_split("train")
         return data.TrainIterator(source, int(config.batch_size), seed=int(config.seed),
                                   process_index=jax.process_index(), process_count=jax.process_count(),
                                   preprocess=self.plan.preprocess, prefetch=prefetch)

@@ -49,9 +49,9 @@ def load(workdir: str | epath.Path, *, mesh: dict[str, int] | None = None) -> Lo
 def load_split_arrays(run: Loaded, split: str = "test", *, max_examples: int | None = None,
                       batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """``(inputs, targets)`` of a split, preprocessed exactly as in training's evaluation."""
-    config = run.config
-    source = data.load_split(config.data.name, split, data_dir=config.data.get("data_dir"),
-                             **dict(config.data.get("options", {}) or {}))
+    from bilinear_jax.training.plan import load_config_split
+
+    source = load_config_split(run.config, split)
     inputs, targets = [], []
     count = 0
     for batch in data.eval_batches(source, batch_size, preprocess=run.preprocess):

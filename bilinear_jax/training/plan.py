@@ -61,6 +61,15 @@ class Plan:
     def build_model(self) -> nnx.Module:
         return build_model(self.model_name, rngs=nnx.Rngs(int(self.config.seed)), **self.model_kwargs)
 
+    def load_split(self, split: str):
+        return load_config_split(self.config, split)
+
+
+def load_config_split(config: ml_collections.ConfigDict, split: str):
+    """The random-access source of ``split`` of the dataset that ``config.data`` names."""
+    return data.load_split(config.data.name, split, data_dir=config.data.get("data_dir"),
+                           **dict(config.data.get("options", {}) or {}))
+
 
 def _require(condition: bool, message: str) -> None:
     if not condition:

@@ -149,10 +149,9 @@ def to_global(local_batch: dict[str, np.ndarray], keys: tuple[str, ...], batch_s
     return {k: jax.make_array_from_process_local_data(batch_sharding, np.asarray(local_batch[k])) for k in keys}
 
 
-def evaluate(plan: Plan, eval_step, params: nnx.State) -> dict[str, float]:
+def evaluate(plan: Plan, eval_step, params: nnx.State, source) -> dict[str, float]:
+    """Loss and accuracy over every example of ``source`` (the test split), padding masked out."""
     config = plan.config
-    source = data.load_split(config.data.name, "test", data_dir=config.data.get("data_dir"),
-                             **dict(config.data.get("options", {}) or {}))
     keys = batch_keys(plan) + ("mask",)
     total = None
     for local in data.eval_batches(source, int(config.get("eval_batch_size", 0) or config.batch_size),
@@ -219,8 +218,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
         return json.loads(final_path.read_text())
 
     # Input: this process's rows of each global batch, from the restored position.
-    train_source = data.load_split(config.data.name, "train", data_dir=config.data.get("data_dir"),
-                                   **dict(config.data.get("options", {}) or {}))
+    train_source, eval_source = plan.load_split("train"), plan.load_split("test")
     batches = data.TrainIterator(train_source, int(config.batch_size), seed=int(config.seed),
                                  process_index=jax.process_index(), process_count=jax.process_count(),
                                  preprocess=plan.preprocess, prefetch=int(config.data.get("prefetch", 2)))
@@ -283,7 +281,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
                     last_metrics["perf/mfu"] = flops_per_step * window_steps / seconds / peak_flops
                     last_metrics["perf/flops_per_step_per_device"] = flops_per_step
                 if eval_due:
-                    last_metrics.update(evaluate(plan, eval_fn, state["params"]))
+                    last_metrics.update(evaluate(plan, eval_fn, state["params"], eval_source))
                 logger.write(step, last_metrics)
                 window_start, window_steps = time.perf_counter(), 0
             if save_due or stopping:
