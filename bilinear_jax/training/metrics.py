@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import sys
 import time
 from typing import Any, Mapping
 
@@ -115,8 +116,11 @@ class MetricsLogger:
         from tqdm.auto import tqdm
 
         self.tensorboard = SummaryWriter(str(workdir / "tensorboard"))
+        # Shown in terminals and notebooks; hidden when output goes to a log file.
+        in_notebook = "ipykernel" in sys.modules
         self.bar = tqdm(total=num_steps, initial=start_step, desc="train", unit="step",
-                        disable=None if progress else True, mininterval=1.0, dynamic_ncols=True)
+                        disable=(False if in_notebook else None) if progress else True,
+                        mininterval=1.0, dynamic_ncols=True)
 
     def _drop_lines_after(self, step: int) -> None:
         if not self.path.exists():
