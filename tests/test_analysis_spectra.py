@@ -169,3 +169,32 @@ def test_iterative_top_k_at_d2048_h8192():
     np.testing.assert_allclose(top.positive_values[0], values[::-1][:8], rtol=1e-2)
     np.testing.assert_allclose(top.negative_values[0], values[:8], rtol=1e-2)
     assert seconds < 300, seconds
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_merged_top_eigenpairs_count_each_pair_once(k):
+    """With 2k > d the k largest and k smallest overlap; merged, k = d must give back Q exactly."""
+    with jax.enable_x64(True):
+        q = jax.random.normal(jax.random.key(0), (2, 5, 5), jnp.float64)
+        q = q + jnp.swapaxes(q, -1, -2)
+        spectrum = top_eigenpairs(q, k).as_spectrum()
+        assert spectrum.values.shape[-1] == min(2 * k, 5)
+        np.testing.assert_allclose(np.sort(spectrum.values, -1), np.sort(np.linalg.eigvalsh(q)[..., np.r_[:min(k, 5 - k), 5 - k:5]], -1), atol=1e-12)
+        if k == 5:
+            assert relative_error(spectrum.matrix(), q) <= 1e-12
+
+
+def test_iterative_top_k_stays_finite_for_zero_and_rank_deficient_directions():
+    """LOBPCG breaks down (NaN) when rank(Q_u) < k; those directions are solved densely instead."""
+    with jax.enable_x64(True):
+        layer = fast_model(Bilinear, 40, 5, 4, param_dtype=jnp.float64)
+        factors = factors_of(layer)
+        u = jax.random.normal(jax.random.key(1), (3, 4), jnp.float64).at[1].set(0.0)  # Q = 0 for row 1
+        top = top_eigenpairs_iterative(factors, u, 3, max_iters=300)
+        assert all(np.all(np.isfinite(np.asarray(a))) for a in top)
+        values = np.linalg.eigvalsh(np.asarray(interaction_matrices(factors, u)))
+        np.testing.assert_allclose(top.positive_values, values[:, ::-1][:, :3], atol=1e-6)
+        np.testing.assert_allclose(top.negative_values, values[:, :3], atol=1e-6)
+        rank_one = factors_of(fast_model(Bilinear, 40, 1, 4, param_dtype=jnp.float64))  # rank(Q) ≤ 2 < k
+        top = top_eigenpairs_iterative(rank_one, u, 3)
+        assert all(np.all(np.isfinite(np.asarray(a))) for a in top)

@@ -20,6 +20,7 @@ from typing import NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.experimental.sparse.linalg import lobpcg_standard
 from jax.sharding import Mesh
 from jaxtyping import Array, Float
@@ -73,9 +74,16 @@ class TopEigenpairs(NamedTuple):
     negative_vectors: Float[Array, "*u d k"]
 
     def as_spectrum(self) -> Spectrum:
-        """Both sets merged into one :class:`Spectrum` ordered by ``|λ|`` (a truncated spectrum)."""
-        values = jnp.concatenate([self.positive_values, self.negative_values], axis=-1)
-        vectors = jnp.concatenate([self.positive_vectors, self.negative_vectors], axis=-1)
+        """Both sets merged into one :class:`Spectrum` ordered by ``|λ|`` (a truncated spectrum).
+
+        When ``2k > d`` the two sets overlap (the ``k`` largest and ``k`` smallest of ``d``
+        eigenvalues share ``2k − d``), so only the ``d − k`` most negative are added: every
+        eigenpair appears once, and ``k = d`` gives back ``Q`` exactly.
+        """
+        k, d = self.positive_values.shape[-1], self.positive_vectors.shape[-2]
+        keep = max(0, min(k, d - k))
+        values = jnp.concatenate([self.positive_values, self.negative_values[..., :keep]], axis=-1)
+        vectors = jnp.concatenate([self.positive_vectors, self.negative_vectors[..., :keep]], axis=-1)
         return _sort_by_magnitude(values, vectors)
 
 
@@ -204,7 +212,9 @@ def top_eigenpairs_iterative(
     d = factors.d_in
     if k <= 0:
         raise ValueError(f"k must be positive, got {k}.")
-    if 5 * k >= d:
+    # rank(Q_u) ≤ 2·d_hidden (+1 for an output bias): LOBPCG breaks down (NaN) when k exceeds it.
+    rank_bound = 2 * factors.w.shape[0] + (factors.out_bias is not None)
+    if 5 * k >= d or k > rank_bound:
         result = interaction_spectra(factors, u, k, chunk_size=chunk_size, mesh=mesh)
     else:
         dtype = jnp.result_type(factors.w.dtype, u.dtype)
@@ -220,7 +230,20 @@ def top_eigenpairs_iterative(
             fn = _iterative_chunk if traced else _iterative_chunk_jit
             parts.append(tuple(a[:n] for a in fn(placed, uc, xc, max_iters, tol)))
         result = TopEigenpairs(*(jnp.concatenate(p) if len(parts) > 1 else p[0] for p in zip(*parts)))
+        if not traced:
+            result = _dense_where_not_finite(factors, u, k, result)
     return TopEigenpairs(*(a[0] for a in result)) if single else result
+
+
+def _dense_where_not_finite(factors: BilinearFactors, u, k: int, result: TopEigenpairs) -> TopEigenpairs:
+    """Redo densely the directions where LOBPCG broke down (a zero or rank-deficient ``Q_u``)."""
+    finite = jnp.isfinite(result.positive_values).all(-1) & jnp.isfinite(result.negative_values).all(-1)
+    finite &= jnp.isfinite(result.positive_vectors).all((-2, -1)) & jnp.isfinite(result.negative_vectors).all((-2, -1))
+    bad = np.flatnonzero(~np.asarray(finite))
+    if bad.size == 0:
+        return result
+    dense = interaction_spectra(factors, u[bad], k)
+    return TopEigenpairs(*(full.at[bad].set(part.astype(full.dtype)) for full, part in zip(result, dense)))
 
 
 def interaction_spectra(
