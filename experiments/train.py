@@ -35,12 +35,20 @@ def main(argv: list[str]) -> None:
 
     import jax
 
+    from bilinear_jax.training.checkpoint import CheckpointError
     from bilinear_jax.training.plan import ConfigError
     from bilinear_jax.training.trainer import TrainingDiverged, train
 
     try:
-        final = train(_CONFIG.value, _WORKDIR.value)
-    except ConfigError as error:
+        config = _CONFIG.value
+        config.get("seed")  # config_flags reports a file it could not load on first access
+    except OSError as error:
+        reason = [line.strip() for line in str(error).splitlines() if line.strip()]
+        print(f"error: cannot load the --config file: {' '.join(reason[-2:])}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        final = train(config, _WORKDIR.value)
+    except (ConfigError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     except TrainingDiverged as error:

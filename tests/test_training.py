@@ -83,6 +83,8 @@ def test_truncated_latest_checkpoint_falls_back_to_the_previous(reference_run, t
     resumed, uninterrupted = losses(workdir), losses(reference_run)
     assert sorted(resumed) == list(range(31, 41))
     assert all(resumed[s] == uninterrupted[s] for s in resumed)
+    # The unreadable step was replaced by a good one: the next reader restores step 40.
+    assert load_run(workdir).step == 40
 
 
 def test_gradient_accumulation_matches_the_full_batch(tmp_path):
@@ -149,6 +151,9 @@ def test_lm_variants_have_equal_parameter_counts(tmp_path):
     ({"data.name": "no_such_dataset"}, r"Unknown dataset 'no_such_dataset'"),
     ({"model.no_such_argument": 1}, r"Unknown argument 'no_such_argument'"),
     ({"optim.schedule": "exponential"}, r"Unknown optim.schedule"),
+    ({"eval_batch_size": -8}, r"eval_batch_size=-8 must be a positive multiple"),
+    ({"keep_checkpoints": 0}, r"keep_checkpoints must be >= 1"),
+    ({"data.prefetch": -1}, r"prefetch must be >= 0"),
 ])
 def test_bad_input_is_refused_before_anything_is_written(tmp_path, overrides, message):
     config = small_digits_config(**overrides)
@@ -166,3 +171,41 @@ def test_a_workdir_of_another_model_is_refused_and_left_untouched(reference_run,
         train(small_digits_config(**{"model.d_hidden": 8}), str(workdir))
     assert snapshot(workdir) == before
 
+
+
+def test_a_workdir_that_is_a_file_is_refused(tmp_path):
+    workdir = tmp_path / "afile"
+    workdir.write_text("not a run")
+    with pytest.raises(ConfigError, match="is a file"):
+        train(small_digits_config(), str(workdir))
+    assert workdir.read_text() == "not a run"
+
+
+def test_a_changed_optimizer_structure_is_refused_not_restarted(reference_run, tmp_path):
+    """Turning clipping off changes the optimizer state's tree: resuming would fail, so refuse it."""
+    workdir = tmp_path / "run"
+    copy_run_until(reference_run, workdir, step=20)
+    before = snapshot(workdir)
+    with pytest.raises(ConfigError, match="optimizer state has another structure"):
+        train(small_digits_config(**{"optim.clip_norm": 0.0}), str(workdir))
+    assert snapshot(workdir) == before
+
+
+def test_evaluation_runs_on_its_own_schedule(tmp_path):
+    train(small_digits_config(num_steps=20, log_every=10, eval_every=5), str(tmp_path))
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines if "eval/accuracy" in m] == [5, 10, 15, 20]
+
+
+def test_the_batch_must_span_the_processes(monkeypatch, tmp_path):
+    """With 2 processes and data × fsdp = 1, both would feed copies of one shard: refused."""
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    config = small_digits_config(mesh={"data": 1, "fsdp": 1, "tensor": 8, "num_devices": 8})
+    with pytest.raises(ConfigError, match="multiple of 2"):
+        plan_run(config, tmp_path)
+
+
+def test_load_run_on_more_devices_than_the_run_used(tmp_path):
+    train(small_digits_config(num_steps=10, batch_size=100), str(tmp_path))  # trained on 1 device
+    run = load_run(tmp_path)  # this process has 8
+    assert run.step == 10 and run.config.batch_size == 100

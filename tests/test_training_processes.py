@@ -122,3 +122,12 @@ def test_incompatible_workdir_is_refused_and_left_untouched(tmp_path):
     result = run_cli(tmp_path, {**SMALL_DIGITS_FLAGS, "model.d_hidden": 8})
     assert result.returncode == 2 and "incompatible model" in result.stderr.splitlines()[-1]
     assert snapshot(tmp_path) == before
+
+
+def test_a_missing_config_file_gets_one_line(tmp_path):
+    command = [sys.executable, "-m", "experiments.train", "--config", str(tmp_path / "missing.py"),
+               "--workdir", str(tmp_path / "run")]
+    result = subprocess.run(command, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # exactly one line
+    assert result.stderr.startswith("error: cannot load the --config file") and "Traceback" not in result.stderr

@@ -23,6 +23,10 @@ from etils import epath
 log = logging.getLogger(__name__)
 
 
+class CheckpointError(ValueError):
+    """Checkpoints exist but none can be restored."""
+
+
 class Restored(NamedTuple):
     step: int
     state: Any
@@ -79,7 +83,13 @@ class Checkpointer:
 
 
     def restore_latest(self, abstract_state: Any) -> Restored | None:
-        """Restore the newest readable checkpoint onto the shardings of ``abstract_state``."""
+        """Restore the newest readable checkpoint onto the shardings of ``abstract_state``.
+
+        Unreadable newer steps are deleted once an older one restores, so the run saves those
+        steps again instead of stumbling over them on every rerun. None when there are no
+        checkpoints; :class:`CheckpointError` when there are some and none can be restored.
+        """
+        unreadable = []
         for step in reversed(self.steps()):
             try:
                 restored = self.manager.restore(step, args=ocp.args.Composite(
@@ -90,8 +100,15 @@ class Checkpointer:
             except Exception as error:  # noqa: BLE001 - fall back to an older checkpoint
                 log.warning("Checkpoint %d could not be restored (%s: %s); falling back to the previous one.",
                             step, type(error).__name__, str(error)[:300])
+                unreadable.append(step)
                 continue
+            for bad in unreadable:
+                self.manager.delete(bad)
             return Restored(step, restored["state"], dict(restored["data"]), dict(restored["meta"]))
+        if unreadable:
+            raise CheckpointError(
+                f"None of the checkpoints {sorted(unreadable)} in {self.directory} could be restored (see the "
+                "warnings above); nothing was overwritten. Move them away to start afresh.")
         return None
 
     def close(self) -> None:

@@ -92,7 +92,9 @@ def train_flops_per_device(plan, compiled: Any) -> float | None:
     the count is analytic; other models have no scan, and XLA's count of the compiled step is used.
     """
     if plan.model_name != "transformer":
-        return compiled_flops(compiled)
+        # Gradient accumulation is a scan over micro-batches, whose body XLA also counts once.
+        flops = compiled_flops(compiled)
+        return flops * int(plan.config.get("grad_accum_steps", 1)) if flops else None
     kwargs = plan.model_kwargs
     tokens = int(plan.config.batch_size) * int(plan.info.seq_len or plan.info.input_shape[-1])
     total = transformer_train_flops(
@@ -101,6 +103,14 @@ def train_flops_per_device(plan, compiled: Any) -> float | None:
         n_layers=int(kwargs.get("n_layers", 2)), seq_len=int(kwargs["max_len"]), tokens=tokens,
         tied_embedding=bool(kwargs.get("tied_embedding", False)))
     return total / jax.device_count()
+
+
+def _logged_step(line: str) -> float:
+    """The step of a metrics.jsonl line; infinity (dropped) for a line cut short by a crash."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 class MetricsLogger:
@@ -125,8 +135,7 @@ class MetricsLogger:
     def _drop_lines_after(self, step: int) -> None:
         if not self.path.exists():
             return
-        kept = [line for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= step]
+        kept = [line for line in self.path.read_text().splitlines() if _logged_step(line) <= step]
         self.path.write_text("".join(line + "\n" for line in kept))
 
     def write(self, step: int, metrics: Mapping[str, float]) -> None:

@@ -82,6 +82,10 @@ def _check_schedule(config: ml_collections.ConfigDict) -> None:
         _require(isinstance(value, int) and value > 0, f"config.{key} must be a positive integer, got {value!r}.")
     accum = int(config.get("grad_accum_steps", 1))
     _require(accum >= 1, f"config.grad_accum_steps must be >= 1, got {accum}.")
+    keep = int(config.get("keep_checkpoints", 3))
+    _require(keep >= 1, f"config.keep_checkpoints must be >= 1 (the newest checkpoint is what a rerun resumes), got {keep}.")
+    prefetch = int(config.data.get("prefetch", 2))
+    _require(prefetch >= 0, f"config.data.prefetch must be >= 0, got {prefetch}.")
 
 
 def _check_batch(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
@@ -95,9 +99,13 @@ def _check_batch(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
              f"multiple of the data-parallel size {dp}; use a multiple of {dp * accum}.")
     processes = jax.process_count()
     _require(batch % processes == 0, f"config.batch_size={batch} is not divisible by the {processes} processes.")
+    _require(dp % processes == 0,
+             f"The batch is split over data × fsdp = {dp} device groups, fewer than (or not a multiple of) the "
+             f"{processes} processes, so processes would feed different copies of one batch shard. Set "
+             f"config.mesh.data or config.mesh.fsdp so that data × fsdp is a multiple of {processes}.")
     eval_batch = int(config.get("eval_batch_size", 0) or batch)
-    _require(eval_batch % dp == 0 and eval_batch % processes == 0,
-             f"config.eval_batch_size={eval_batch} must be a multiple of the data-parallel size {dp}.")
+    _require(eval_batch > 0 and eval_batch % dp == 0 and eval_batch % processes == 0,
+             f"config.eval_batch_size={eval_batch} must be a positive multiple of the data-parallel size {dp}.")
 
 
 def _dataset(config: ml_collections.ConfigDict) -> data.DatasetInfo:
@@ -137,6 +145,7 @@ def _preprocess(config: ml_collections.ConfigDict, info: data.DatasetInfo) -> Ca
 
 
 def _check_workdir(workdir: epath.Path, meta: Mapping[str, Any]) -> None:
+    _require(not workdir.exists() or workdir.is_dir(), f"--workdir {workdir} is a file; give a directory.")
     saved = checkpoint.read_latest_meta(workdir / CHECKPOINT_SUBDIR)
     if saved is None:
         return
@@ -144,6 +153,11 @@ def _check_workdir(workdir: epath.Path, meta: Mapping[str, Any]) -> None:
     _require(problem is None,
              f"{workdir} holds a checkpoint of an incompatible model: {problem}. Use a new --workdir, or the "
              f"config the checkpoint was trained with (saved in {workdir / 'config.json'}).")
+    problem = checkpoint.incompatibility(saved.get("opt_state_shapes", meta["opt_state_shapes"]), meta["opt_state_shapes"])
+    _require(problem is None,
+             f"{workdir} holds a checkpoint whose optimizer state has another structure ({problem}): a change "
+             "such as turning optim.clip_norm on or off cannot resume it. Use a new --workdir, or the original "
+             f"optim settings (saved in {workdir / 'config.json'}).")
     for key in ("seed", "batch_size", "dataset"):
         _require(saved.get(key) == meta[key],
                  f"{workdir} holds a run with {key}={saved.get(key)!r} but this config has {key}={meta[key]!r}; "
@@ -182,6 +196,7 @@ def plan_run(config: ml_collections.ConfigDict, workdir: str | epath.Path) -> Pl
         raise ConfigError(f"config.optim: {error}") from error
     meta = {
         "param_shapes": checkpoint.param_shapes(abstract_params),
+        "opt_state_shapes": checkpoint.param_shapes(jax.eval_shape(tx.init, abstract_params)),
         "seed": seed,
         "batch_size": int(config.batch_size),
         "dataset": info.config_name or info.name,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any
 
 import jax
@@ -47,14 +48,18 @@ def read_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
 def load_run(workdir: str | epath.Path, *, mesh: dict[str, int] | None = None) -> LoadedRun:
     """Restore the newest checkpoint in ``workdir`` onto the current devices.
 
-    ``mesh`` overrides the run's mesh sizes (default: all local devices along ``data``).
+    ``mesh`` overrides the run's mesh sizes (default: data parallel over as many devices as
+    divide the run's batch size).
     """
     config = read_config(workdir)
     with config.unlocked():
-        config.mesh = ml_collections.ConfigDict(mesh or {"data": -1, "fsdp": 1, "tensor": 1})
-        devices = jax.device_count()
-        if config.batch_size % devices:  # analysis never trains: any batch size will do
-            config.batch_size = devices * max(1, config.batch_size // devices)
+        if mesh is None:
+            # Data-parallel over as many devices as divide the run's batch (which must stay as it
+            # was: it fixes the data order that the checkpoint's iterator state refers to).
+            data = math.gcd(int(config.batch_size), jax.device_count())
+            mesh = {"data": data, "fsdp": 1, "tensor": 1, "num_devices": data if jax.process_count() == 1 else -1}
+        config.mesh = ml_collections.ConfigDict(mesh)
+        config.grad_accum_steps = 1
         config.eval_batch_size = config.batch_size
     plan = plan_run(config, workdir)
     from bilinear_jax.training.trainer import abstract_state, state_shardings  # avoid an import cycle

@@ -146,7 +146,9 @@ def batch_keys(plan: Plan) -> tuple[str, ...]:
 
 def to_global(local_batch: dict[str, np.ndarray], keys: tuple[str, ...], batch_sharding) -> dict[str, jax.Array]:
     """Assemble each process's rows into one global array sharded over ``data × fsdp``."""
-    return {k: jax.make_array_from_process_local_data(batch_sharding, np.asarray(local_batch[k])) for k in keys}
+    rows = len(local_batch[keys[0]]) * jax.process_count()
+    return {k: jax.make_array_from_process_local_data(batch_sharding, np.asarray(local_batch[k]),
+                                                      (rows,) + np.shape(local_batch[k])[1:]) for k in keys}
 
 
 def evaluate(plan: Plan, eval_step, params: nnx.State, source) -> dict[str, float]:
@@ -211,11 +213,19 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     else:
         state, data_state, start_step = restored.state, restored.data_state, restored.step
         log.info("Resumed from step %d in %s", start_step, plan.checkpoint_dir)
+    eval_fn = jax.jit(make_eval_step(plan), in_shardings=(plan.param_shardings, plan.batch_sharding),
+                      out_shardings=sharding.replicated(plan.mesh))
     final_path = plan.workdir / "final_metrics.json"
-    if start_step >= num_steps and final_path.exists():
+    if start_step >= num_steps:
         checkpoints.close()
         log.info("The run in %s is already complete (step %d); nothing to train.", plan.workdir, start_step)
-        return json.loads(final_path.read_text())
+        if final_path.exists():
+            return json.loads(final_path.read_text())
+        # It ended between its last checkpoint and its final write: evaluate what it saved.
+        final = {**evaluate(plan, eval_fn, state["params"], plan.load_split("test")), "step": start_step}
+        if is_main:
+            final_path.write_text(json.dumps(final, indent=2))
+        return final
 
     # Input: this process's rows of each global batch, from the restored position.
     train_source, eval_source = plan.load_split("train"), plan.load_split("test")
@@ -229,8 +239,6 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     # Compile ahead of time, so compile time and FLOPs are known before the first step.
     step_fn = jax.jit(make_train_step(plan), in_shardings=(shardings, plan.batch_sharding),
                       out_shardings=(shardings, sharding.replicated(plan.mesh)), donate_argnums=0)
-    eval_fn = jax.jit(make_eval_step(plan), in_shardings=(plan.param_shardings, plan.batch_sharding),
-                      out_shardings=sharding.replicated(plan.mesh))
     first = to_global(next(batches), keys, plan.batch_sharding)
     compile_start = time.perf_counter()
     compiled_step = step_fn.lower(state, first).compile()
@@ -259,7 +267,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
             log_due, eval_due = _is_due(step, config.log_every, num_steps), _is_due(step, config.eval_every, num_steps)
             save_due = _is_due(step, config.checkpoint_every, num_steps)
             stopping = (log_due or save_due) and stop.agreed()
-            if log_due or save_due or stopping:
+            if log_due or eval_due or save_due or stopping:
                 # The only host sync: fetch this window's metrics and check they are finite.
                 fetched = jax.device_get(pending)
                 pending.clear()
