@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from bilinear_jax.analysis.paths import PathExpansion, normalize_term_name, path_expansion
+from bilinear_jax.analysis.paths import PathExpansion, TermNotFoundError, normalize_term_name, path_expansion
 from bilinear_jax.models.transformer import Transformer
 from tests.helpers import randomize_biases, relative_error
 
@@ -197,7 +197,10 @@ def test_name_lookup():
         assert expansion.resolve(query) == canonical, query
         np.testing.assert_array_equal(expansion[query], expansion.terms[canonical])
     assert expansion.resolve("embedding") == "direct: embedding"
-    assert expansion.resolve("layer 1 MLP, layer 0 MLP × head 0") == "layer 1 MLP: layer 0 MLP × layer 1 head 0"
+    # A head without a layer fits layer 0's and layer 1's head 0 here: ambiguous, so it lists both.
+    with pytest.raises(TermNotFoundError, match="fits 2 terms"):
+        expansion.resolve("layer 1 MLP, layer 0 MLP × head 0")
+    assert expansion.resolve("layer 1 MLP, layer 0 MLP × L1H0") == "layer 1 MLP: layer 0 MLP × layer 1 head 0"
     assert expansion.resolve("layer 1 mlp: bias x bias") == "layer 1 MLP: bias × bias"
     # Ordered pairs are different terms.
     assert expansion.resolve("layer 0 MLP, embedding × head 1") == "layer 0 MLP: embedding × layer 0 head 1"
@@ -267,3 +270,17 @@ def test_example_runs(modadd_workdir, capsys):
     assert len(result["top"]) == 3
     out = capsys.readouterr().out
     assert "max relative error" in out and "MLP: head × head" in out
+
+
+def test_an_ambiguous_name_lists_its_candidates_and_nested_terms_group_by_kind():
+    from bilinear_jax.analysis import term_kind
+
+    assert term_kind("layer 1 MLP: [layer 0 MLP: embedding × layer 0 head 1] × embedding") == "MLP: MLP × embedding"
+    assert term_kind("layer 1 MLP: layer 1 head 0 × [layer 0 MLP: head × head]") == "MLP: head × MLP"
+    assert term_kind("layer 0 MLP: bias × embedding") == "MLP: bias × embedding"
+    model = Transformer(11, 4, d_model=8, n_heads=2, n_layers=2, d_hidden=8, use_norm=False, rngs=nnx.Rngs(0))
+    expansion = path_expansion(model, jnp.zeros((2, 4), jnp.int32))
+    with pytest.raises(TermNotFoundError, match="fits 4 terms") as raised:
+        expansion.resolve("layer 1 MLP: head 0 × head 0")
+    assert "layer 1 MLP: layer 0 head 0 × layer 1 head 0" in str(raised.value)
+    assert expansion.resolve("layer 1 MLP: layer 0 MLP × layer 0 head 0") == "layer 1 MLP: layer 0 MLP × layer 0 head 0"

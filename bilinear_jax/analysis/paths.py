@@ -106,11 +106,7 @@ _UNQUALIFIED_HEAD = re.compile(r"((?:layer \d+ )?head \d+)")
 
 
 def _qualified_variants(query: str, n_layers: int) -> list[str]:
-    """Spell out ``head h`` without a layer as ``layer l head h``.
-
-    The preferred reading takes the layer the name starts with ("layer 1 mlp layer 0 mlp × head 1"
-    → layer 1's head 1), then the other layers in order.
-    """
+    """Every way to spell out ``head h`` without a layer as ``layer l head h`` (at most 64)."""
     pieces = _UNQUALIFIED_HEAD.split(query)
     options: list[list[str]] = []
     for i, piece in enumerate(pieces):
@@ -135,11 +131,30 @@ def term_kind(name: str) -> str:
     """
     if name.startswith("direct"):
         return "direct: embedding"
-    match = re.fullmatch(r"layer \d+ MLP: (.+) × (.+)", name)
-    if not match:
+    match = re.fullmatch(r"layer \d+ MLP: (.+)", name)
+    operands = _top_level_operands(match.group(1)) if match else []
+    if len(operands) != 2:
         return "heads" if "head" in name else name
-    kind = lambda operand: "head" if "head" in operand else operand  # noqa: E731
-    return f"MLP: {kind(match.group(1))} × {kind(match.group(2))}"
+
+    def kind(operand: str) -> str:
+        if operand.startswith("["):
+            return "MLP"
+        first = re.match(r"(layer \d+ )?(head|MLP|embedding|bias)", operand)
+        return first.group(2) if first else operand
+
+    return f"MLP: {kind(operands[0])} × {kind(operands[1])}"
+
+
+def _top_level_operands(pair: str) -> list[str]:
+    """``"[a × b] × c"`` → ``["[a × b]", "c"]``: split at the ``×`` outside brackets and parentheses."""
+    depth, start, parts = 0, 0, []
+    for i, char in enumerate(pair):
+        depth += char in "[("
+        depth -= char in "])"
+        if depth == 0 and pair.startswith(" × ", i):
+            parts.append(pair[start:i])
+            start = i + 3
+    return parts + [pair[start:]]
 
 
 @jax.tree_util.register_pytree_node_class
@@ -209,10 +224,10 @@ class PathExpansion:
     def resolve(self, name: str) -> str:
         """The canonical name of the term ``name`` refers to; see :func:`normalize_term_name`.
 
-        Spaces, commas, colons and case are ignored; ``head h`` without a layer means the head
-        of the layer named before it (``"layer 0 MLP, head 1 × embedding"``), and ``embedding``
-        alone means ``direct: embedding``. Pairs are ordered: ``a × b`` is not ``b × a``.
-        Raises KeyError listing the closest names.
+        Spaces, commas, colons and case are ignored; ``head h`` without a layer may be any
+        layer's head h (``"layer 0 MLP, head 1 × embedding"``), and ``embedding`` alone means
+        ``direct: embedding``. Pairs are ordered: ``a × b`` is not ``b × a``. Raises KeyError
+        listing the candidates when a name fits several terms, or the closest names when none.
         """
         if name in self.names:
             return name
@@ -221,13 +236,19 @@ class PathExpansion:
         for key, canonical in index.items():
             bare.setdefault(_strip_brackets(key), []).append(canonical)
         query = normalize_term_name(name)
+        for attempt in (query, "direct " + query):
+            if attempt in index:
+                return index[attempt]
+        matches: list[str] = []
         for candidate in [query, *_qualified_variants(query, self.n_layers)]:
             for attempt in (candidate, "direct " + candidate):
-                if attempt in index:
-                    return index[attempt]
-                hits = bare.get(_strip_brackets(attempt), [])
-                if len(hits) == 1:
-                    return hits[0]
+                hits = [index[attempt]] if attempt in index else bare.get(_strip_brackets(attempt), [])
+                matches += [hit for hit in hits if hit not in matches]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            listed = "\n  ".join(matches)
+            raise TermNotFoundError(f"{name!r} fits {len(matches)} terms; name the layers to choose one:\n  {listed}")
         close = difflib.get_close_matches(query, list(index), n=6, cutoff=0.5)
         if not close:  # fall back on sharing the most words
             words = set(query.split())
