@@ -251,8 +251,9 @@ def interaction_matrices(
     u = u[None] if single else u
     _check_directions(factors, u)
     d = factors.d_in
-    check_fits(array_bytes((u.shape[0], d, d), _dtype(factors, u)),
-               f"{u.shape[0]} interaction matrices ({d}×{d}, {np.dtype(_dtype(factors, u)).name})",
+    # Twice the result: the chunks and their concatenation are both alive for a moment.
+    check_fits(2 * array_bytes((u.shape[0], d, d), _dtype(factors, u)),
+               f"{u.shape[0]} interaction matrices ({d}×{d}, {np.dtype(_dtype(factors, u)).name}) and their chunks",
                suggestion="Stream them with iter_interaction_matrices, or use top_eigenpairs_iterative.")
     parts = [q for _, q in iter_interaction_matrices(factors, u, chunk_size=chunk_size or u.shape[0], mesh=mesh)]
     q = parts[0] if len(parts) == 1 else jnp.concatenate(parts)
