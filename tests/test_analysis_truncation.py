@@ -113,7 +113,8 @@ def test_check_fits_refuses_absurd_sizes_instantly():
                               jax.ShapeDtypeStruct((d, h), jnp.float32), None)
     with pytest.raises(MemoryError, match=r"the full tensor B \(2048, 2048, 2048\).*method='gram'"):
         hosvd(factors, method="explicit")
-    with pytest.raises(MemoryError, match=r"2048 interaction matrices.*32\.00 GiB"):
+    # d float32 (d, d) matrices, counted twice (the chunks and their concatenation): 64 GiB.
+    with pytest.raises(MemoryError, match=rf"2048 interaction matrices.*{2 * 4 * d**3 / 2**30:.2f} GiB"):
         interaction_matrices(factors, jax.ShapeDtypeStruct((d, d), jnp.float32))
     with pytest.raises(MemoryError, match="GiB"):
         jax.eval_shape(lambda f, u: interaction_matrices(f, u), factors, jax.ShapeDtypeStruct((4096, d), jnp.float32))
