@@ -11,22 +11,18 @@ import ml_collections
 from experiments.configs import digits
 
 
+# A digits run that trains in a second or two: log every step, checkpoint every 10. The same
+# settings drive the in-process tests (small_digits_config) and the CLI tests (as --config flags).
+SMALL_DIGITS_FLAGS = {
+    "num_steps": 40, "batch_size": 64, "log_every": 1, "eval_every": 20, "checkpoint_every": 10,
+    "keep_checkpoints": 10, "progress": False, "model.d_model": 16, "model.d_hidden": 16, "mesh.num_devices": 1,
+    "optim.warmup_steps": 5, "optim.learning_rate": 2e-2,
+}
+
+
 def small_digits_config(**overrides) -> ml_collections.ConfigDict:
-    """A digits run that trains in a second or two: log every step, checkpoint every 10."""
-    config = digits.get_config()
-    config.num_steps = 40
-    config.batch_size = 64
-    config.log_every = 1
-    config.eval_every = 20
-    config.checkpoint_every = 10
-    config.keep_checkpoints = 10
-    config.progress = False
-    config.model.d_model = 16
-    config.model.d_hidden = 16
-    config.mesh.num_devices = 1
-    config.optim.warmup_steps = 5
-    config.optim.learning_rate = 2e-2
-    return with_overrides(config, overrides)
+    """``experiments/configs/digits.py`` with :data:`SMALL_DIGITS_FLAGS` and then ``overrides``."""
+    return with_overrides(digits.get_config(), {**SMALL_DIGITS_FLAGS, **overrides})
 
 
 def with_overrides(config: ml_collections.ConfigDict, overrides: dict) -> ml_collections.ConfigDict:
@@ -38,12 +34,6 @@ def with_overrides(config: ml_collections.ConfigDict, overrides: dict) -> ml_col
 
 def cli_overrides(config_overrides: dict) -> list[str]:
     return [f"--config.{k}={v}" for k, v in config_overrides.items()]
-
-
-SMALL_DIGITS_FLAGS = {
-    "num_steps": 40, "batch_size": 64, "log_every": 1, "eval_every": 20, "checkpoint_every": 10,
-    "keep_checkpoints": 10, "progress": False, "model.d_model": 16, "model.d_hidden": 16, "mesh.num_devices": 1,
-}
 
 
 def losses(workdir: Path) -> dict[int, float]:
